@@ -1,0 +1,6 @@
+import sys
+
+from lqkbert.cli import main
+
+
+sys.exit(main())
