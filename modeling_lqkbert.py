@@ -77,6 +77,10 @@ class LQKBertModel(LQKBertPreTrainedModel):
     it and initializes the heads from `config.initializer_range`.
     """
 
+    # Each head's loss is a mean over its own labeled rows, so Trainer must scale it for gradient accumulation itself
+    # rather than pass `num_items_in_batch`, which counts rows, not labels per head.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: LQKBertConfig):
         super().__init__(config)
 
