@@ -81,6 +81,7 @@ def save_model_folder(model, tokenizer, output_dir, extra_files=None):
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
 
     try:
+        model.config.custom_pipelines = pipeline_config_entry()
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         copy_hub_code(staging)
@@ -94,6 +95,22 @@ def save_model_folder(model, tokenizer, output_dir, extra_files=None):
 
     logger.info("Saved model folder %s", output_dir)
     return output_dir
+
+
+def pipeline_config_entry():
+    """Return the config's `custom_pipelines`: the task of `pipeline_lqkbert.py` and its class, model and input type.
+
+    The entry comes from the file's `PIPELINE_REGISTRY.register_pipeline` call and has the form that
+    `Pipeline.save_pretrained` writes, without the TensorFlow models, so every transformers version writes the same.
+    """
+    module = import_hub_module("pipeline_lqkbert")
+    task_info = module.LQKBertPipeline._registered_impl[module.TASK]
+    entry = {
+        "impl": f"pipeline_lqkbert.{task_info['impl'].__name__}",
+        "pt": [auto_class.__name__ for auto_class in task_info["pt"]],
+        "type": task_info["type"],
+    }
+    return {module.TASK: entry}
 
 
 def copy_hub_code(folder):
@@ -169,6 +186,7 @@ def write_root_config(path=HUB_CODE_DIR / "config.json"):
         type_vocab_size=2,
         pad_token_id=0,
         architectures=["LQKBertModel"],
+        custom_pipelines=pipeline_config_entry(),
     )
     # A model on the meta device allocates no weights; it only lets transformers record the AutoModel entry.
     with torch.device("meta"):
