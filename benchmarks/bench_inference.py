@@ -1,11 +1,11 @@
 """Inference benchmark: the model card's way against `python -m lqkbert predict`, on the same model and texts.
 
-    .venv/bin/python benchmarks/bench_inference.py [--model DIR] [--num-texts 2000] [--repeat 1] [--output FILE]
+    .venv/bin/python benchmarks/bench_inference.py [--model DIR] [--num-texts 2000] [--repeat 2] [--output FILE]
 
-Each path runs in its own fresh Python process, on the same model and the same texts, and reports:
+Each path runs in its own Python process, on the same model and the same texts, and reports:
 
-- texts per second: the best of `--repeat` timed passes over all texts, after an untimed warm-up batch, from the
-  tokenizer to the result dicts;
+- texts per second: the fastest of `--repeat` timed passes over all texts, after an untimed warm-up batch, from the
+  tokenizer to the result dicts. The paths take turns, one pass each per round;
 - memory: the RSS that loading the model added, and the peak RSS during the timed passes minus the RSS before them
   (Linux VmHWM, reset through /proc/self/clear_refs);
 - agreement with the baseline: the share of identical sentiment, action and emotion-set decisions, and the largest
@@ -39,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
 CARD_BATCH_SIZE = 32
 WARMUP_TEXTS = 64
+WORKER_PREFIX = "bench-worker: "
 
 # Sentences written for this benchmark, of varied length like community posts and news lines.
 BUILT_IN_TEXTS = [
@@ -72,6 +73,7 @@ BUILT_IN_TEXTS = [
 
 TABLE_COLUMNS = [
     "path",
+    "seconds per pass",
     "texts/s",
     "speed-up",
     "model RSS MB",
@@ -216,6 +218,7 @@ def _predictor_run(model_dir, method, threads):
 
 
 def run_worker(args):
+    """Load one path, then run a timed pass for each `pass` line on stdin until `finish`; write the report."""
     texts = json.loads(Path(args.texts_file).read_text(encoding="utf-8"))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -235,24 +238,34 @@ def run_worker(args):
         run = _predictor_run(args.model, args.worker, args.threads)
     run(texts[:WARMUP_TEXTS])
     model_mib = (_status_kib("VmRSS") - rss_before_load) / 1024
+    _send("ready")
 
-    timings = []
-    with PeakRss() as memory:
-        for _ in range(args.repeat):
+    timings, peaks, results = [], [], None
+    for command in sys.stdin:
+        if command.strip() == "finish":
+            break
+        with PeakRss() as memory:
             start = time.perf_counter()
             results = run(texts)
             timings.append(time.perf_counter() - start)
+        peaks.append(memory.delta_mib)
+        _send(f"done {timings[-1]:.2f}")
 
     report = {
         "texts_per_second": len(texts) / min(timings),
         "seconds": timings,
         "model_mib": model_mib,
-        "peak_run_mib": memory.delta_mib,
+        "peak_run_mib": max(peaks),
         "threads": torch.get_num_threads(),
         "results": results,
     }
     Path(args.result_file).write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
     return 0
+
+
+def _send(message):
+    # Libraries may print to stdout too; the parent reads only the lines with this prefix.
+    print(f"{WORKER_PREFIX}{message}", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,17 +282,56 @@ PATHS = [
 ]
 
 
-def _run_path(method, model_path, texts_file, work_dir, args):
-    result_file = Path(work_dir) / f"{method}.json"
-    command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", method, "--model", str(model_path),
-        "--texts-file", str(texts_file), "--result-file", str(result_file), "--repeat", str(args.repeat),
-    ]
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    print(f"running {method} ...", file=sys.stderr, flush=True)
-    subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
-    return json.loads(result_file.read_text(encoding="utf-8"))
+def run_paths(locations, texts_file, work_dir, args):
+    """Run every path in its own worker process and return their reports, keyed by path.
+
+    The workers load one after the other, then take turns: each round runs one timed pass of every path. Another
+    process that loads the CPUs for a while then slows one pass of some paths, not every pass of one path.
+    """
+    workers = {}
+    try:
+        for method, _, where in PATHS:
+            print(f"loading {method} ...", file=sys.stderr, flush=True)
+            command = [
+                sys.executable, str(Path(__file__).resolve()), "--worker", method, "--model", str(locations[where]),
+                "--texts-file", str(texts_file), "--result-file", str(Path(work_dir) / f"{method}.json"),
+            ]
+            if args.threads is not None:
+                command += ["--threads", str(args.threads)]
+            workers[method] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            _receive(workers[method], method, "ready")
+
+        for round_number in range(1, args.repeat + 1):
+            for method, worker in workers.items():
+                worker.stdin.write("pass\n")
+                worker.stdin.flush()
+                seconds = _receive(worker, method, "done").split()[1]
+                print(f"round {round_number}/{args.repeat}: {method} took {seconds} s", file=sys.stderr, flush=True)
+
+        reports = {}
+        for method, worker in workers.items():
+            worker.stdin.write("finish\n")
+            worker.stdin.close()
+            if worker.wait() != 0:
+                raise RuntimeError(f"The {method} worker exited with {worker.returncode}; its stderr is above.")
+            reports[method] = json.loads((Path(work_dir) / f"{method}.json").read_text(encoding="utf-8"))
+        return reports
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def _receive(worker, method, expected):
+    for line in worker.stdout:
+        if line.startswith(WORKER_PREFIX):
+            message = line[len(WORKER_PREFIX):].strip()
+            if message.startswith(expected):
+                return message
+    raise RuntimeError(
+        f"The {method} worker exited with {worker.wait()} before reporting {expected!r}; its stderr is above."
+    )
 
 
 def compare(results, baseline):
@@ -388,7 +440,7 @@ def run_benchmark(args):
         texts_file = Path(work_dir) / "texts.json"
         texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
         locations = {"model": model_dir, "onnx": onnx_dir, "onnx_int8": onnx_dir / INT8_FILE_NAME}
-        reports = {method: _run_path(method, locations[where], texts_file, work_dir, args) for method, _, where in PATHS}
+        reports = run_paths(locations, texts_file, work_dir, args)
     load_after = os.getloadavg()
 
     baseline = reports["card"]
@@ -399,6 +451,7 @@ def run_benchmark(args):
         shares, largest = compare(report["results"], baseline["results"])
         rows.append([
             label.format(default_dtype=default_dtype),
+            ", ".join(f"{seconds:.1f}" for seconds in report["seconds"]),
             f"{report['texts_per_second']:.1f}",
             f"{report['texts_per_second'] / baseline['texts_per_second']:.2f}x",
             f"{report['model_mib']:.0f}",
@@ -431,43 +484,32 @@ def render_document(
     default_ratio = reports["default"]["texts_per_second"] / reports["card"]["texts_per_second"]
     float32_ratio = reports["float32"]["texts_per_second"] / reports["card"]["texts_per_second"]
     bf16_ratio = reports["default"]["texts_per_second"] / reports["float32"]["texts_per_second"]
+    passes = "pass" if repeat == 1 else "passes"
+    load_before = ", ".join(f"{value:.2f}" for value in load_before)
+    load_after = ", ".join(f"{value:.2f}" for value in load_after)
     return f"""# Inference benchmark
 
-Written by `benchmarks/bench_inference.py` from the run below; rerun it to refresh this page.
+Written by `benchmarks/bench_inference.py` from the run below. Rerun it to refresh this page.
 
-- Machine: {machine['CPU']}; torch threads: {machine['threads']}.
+- Machine: {machine['CPU']}. Torch threads: {machine['threads']}.
 - Software: {machine['versions']}.
-- Date: {machine['date']}. Load average (1, 5, 15 min) before the run: {', '.join(f'{value:.2f}' for value in load_before)};
-  after: {', '.join(f'{value:.2f}' for value in load_after)}. Other processes sharing the CPUs lower every figure.
+- Date: {machine['date']}.
+- Load average (1, 5, 15 min): {load_before} before the run, {load_after} after it. Other processes on the same CPUs slow the passes they overlap.
 - Model: {model_description}.
 - Texts: {num_texts}, {source}. Every path reads the same texts.
-- Padded tokens per pass: {padded_tokens['card']} in the baseline's batches, {padded_tokens['sorted']} in `predict`'s
-  length-sorted batches.
-- Speed: texts per second over all texts, from tokenizing to the result dicts, the best of {repeat} timed
-  {"pass" if repeat == 1 else "passes"} after an untimed warm-up batch of {WARMUP_TEXTS} texts. Each path runs in its
-  own process.
-- Memory: "model RSS" is the resident memory that loading the model added; "peak run RSS" is the peak resident
-  memory during the timed passes minus the resident memory before them (Linux VmHWM, reset through
-  /proc/self/clear_refs). Not tracemalloc: most of the memory belongs to torch and onnxruntime, outside Python's
-  allocator.
-- Agreement: shares of texts whose sentiment, action and emotion set equal the baseline's, and the largest absolute
-  difference of any probability (softmax, sigmoid) or clamped score.
+- Padded tokens per pass: {padded_tokens['card']} in the baseline's batches, {padded_tokens['sorted']} in the length-sorted batches of `predict`.
+- Speed: texts per second over all texts, from tokenizing to the result dicts, in the fastest of {repeat} timed {passes} after an untimed warm-up batch of {WARMUP_TEXTS} texts. Each path runs in its own process, and the paths take turns, one pass each per round.
+- Memory: "model RSS" is the resident memory that loading the model and the warm-up added. "Peak run RSS" is the largest rise of resident memory during a timed pass (Linux VmHWM, reset through /proc/self/clear_refs). Not tracemalloc: most of the memory belongs to torch and onnxruntime, outside Python's allocator.
+- Agreement: shares of texts whose sentiment, action and emotion set equal the baseline's, and the largest absolute difference of any probability (softmax, sigmoid) or clamped score, from the last pass.
 - ONNX export (float32 and int8, with its checks against PyTorch) took {export_seconds:.0f} s.
 
 {table}
 
-The default path runs {default_ratio:.2f}x the baseline's texts per second. Of that, {float32_ratio:.2f}x comes from
-length-sorted batches and SDPA attention (the float32 row), and {bf16_ratio:.2f}x from bfloat16 on top of them.
+The default path runs {default_ratio:.2f}x the baseline's texts per second: {float32_ratio:.2f}x from length-sorted batches and SDPA attention (the float32 row), times {bf16_ratio:.2f}x from bfloat16.
 
 ## Reading the agreement
 
-Lower precision moves every probability a little, and a decision changes only when a text lies closer to a decision
-boundary than that move. The baseline's median gap between its two most probable sentiments is {sentiment_gap:.2e},
-and the median distance of an emotion probability from its threshold is {emotion_gap:.2e}. With random weights the
-heads give near-uniform probabilities, so most texts sit next to a boundary. A trained model's heads separate the
-classes, so its gaps are expected to be far larger and its shares of identical decisions higher than these (an
-expectation, not measured here). The float32 paths differ from the baseline by rounding only: padding length,
-attention kernel and, for ONNX, the runtime's kernels.
+Lower precision moves every probability a little, and a decision changes only when a text lies closer to a decision boundary than that move. The baseline's median gap between its two most probable sentiments is {sentiment_gap:.2e}, and the median distance of an emotion probability from its threshold is {emotion_gap:.2e}. With random weights the heads give near-uniform probabilities, so many texts sit next to a boundary. A trained model's heads separate the classes, so its gaps are expected to be larger and its shares of identical decisions higher than these. That is an expectation, not measured here. The float32 paths differ from the baseline by rounding only: padding length, attention kernel and, for ONNX, the runtime's kernels.
 """
 
 
@@ -475,7 +517,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="LQ-KBERT model folder (default: a random klue/bert-base-sized model)")
     parser.add_argument("--num-texts", type=int, default=2000, help="number of texts (default: 2000)")
-    parser.add_argument("--repeat", type=int, default=1, help="timed passes per path; the best counts (default: 1)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed passes per path; the best counts (default: 2)")
     parser.add_argument("--threads", type=int, help="torch threads in every path (default: torch's own)")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help=f"Markdown file (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -486,8 +528,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.num_texts < WARMUP_TEXTS or args.repeat < 1:
-        raise SystemExit(f"Invalid --num-texts {args.num_texts} or --repeat {args.repeat}: use >= {WARMUP_TEXTS} and >= 1.")
+    if args.num_texts < WARMUP_TEXTS:
+        raise SystemExit(f"Invalid --num-texts {args.num_texts}: use at least {WARMUP_TEXTS}, the warm-up batch.")
+    if args.repeat < 1:
+        raise SystemExit(f"Invalid --repeat {args.repeat}: use at least 1 timed pass.")
     if args.worker is not None:
         return run_worker(args)
     return run_benchmark(args)
