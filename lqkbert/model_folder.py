@@ -60,7 +60,10 @@ def build_model(base_model=DEFAULT_BASE_MODEL, **config_overrides):
 
 def load_tokenizer(name_or_path=DEFAULT_BASE_MODEL):
     """Load the BERT WordPiece tokenizer of `name_or_path` with the settings of the root `tokenizer_config.json`."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **TOKENIZER_SETTINGS)
+    # Passing our config keeps transformers 5.x from reading config.json itself and asking on stdin whether to run
+    # the folder's custom code.
+    extra = {"config": config_class().from_pretrained(name_or_path)} if _is_lqkbert_folder(name_or_path) else {}
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **TOKENIZER_SETTINGS, **extra)
     if getattr(tokenizer, "do_lower_case", False):
         raise ValueError(
             f"The tokenizer of {name_or_path!r} lower-cases its input, which decomposes Hangul into jamo. Use a "
@@ -79,6 +82,10 @@ def save_model_folder(model, tokenizer, output_dir, extra_files=None):
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    # mkdtemp creates mode 0700; give the finished folder the permissions a plain mkdir would, under the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
 
     try:
         model.config.custom_pipelines = pipeline_config_entry()

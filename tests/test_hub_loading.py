@@ -1,6 +1,7 @@
 """Loading through the real Auto classes, in fresh offline subprocesses, as Hub users load the model."""
 
 import json
+import os
 import re
 
 import pytest
@@ -178,6 +179,26 @@ def test_save_model_folder_is_complete(tiny_model_dir):
     assert "vocab.txt" in names or "tokenizer.json" in names
     assert not [name for name in names if name.endswith((".bin", ".pt", ".pkl"))]
     assert not [path for path in tiny_model_dir.parent.iterdir() if ".partial-" in path.name]
+
+
+def test_save_model_folder_permissions(tiny_model_dir):
+    umask = os.umask(0)
+    os.umask(umask)
+
+    assert tiny_model_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_load_tokenizer_asks_nothing(tiny_model_dir, tmp_path):
+    stdout = run_python(
+        f"""
+        import sys
+        from lqkbert.model_folder import load_tokenizer
+        load_tokenizer({str(tiny_model_dir)!r})
+        print("rest of stdin:", sys.stdin.read())
+        """,
+        tmp_path,
+    )
+    assert "Do you wish to run the custom code" not in stdout
 
 
 def test_save_model_folder_keeps_old_folder_on_failure(tiny_model_dir, tokenizer, tmp_path):
