@@ -115,20 +115,11 @@ def load_texts(num_texts):
 
 def build_random_model(texts, folder):
     """Save a klue/bert-base-sized LQ-KBERT with random weights and a WordPiece vocabulary trained on `texts`."""
-    from lqkbert.model_folder import config_class, model_class, save_model_folder
+    from lqkbert.model_folder import KLUE_BERT_BASE_DIMENSIONS, config_class, model_class, save_model_folder
     from lqkbert.tokenizer import train_wordpiece
 
     tokenizer = train_wordpiece(sorted(set(texts)), Path(folder) / "tokenizer", vocab_size=32000, min_frequency=2)
-    config = config_class()(
-        vocab_size=32000,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=512,
-        type_vocab_size=2,
-        pad_token_id=0,
-    )
+    config = config_class()(**KLUE_BERT_BASE_DIMENSIONS)
     torch.manual_seed(0)
     model = model_class()(config).eval()
     return save_model_folder(model, tokenizer, Path(folder) / "model")

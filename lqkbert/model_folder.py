@@ -22,6 +22,18 @@ ROOT_TOKENIZER_CONFIG = HUB_CODE_DIR / "tokenizer_config.json"
 # Settings that keep Hangul intact: lower-casing or accent stripping would decompose syllables into jamo (NFD).
 TOKENIZER_SETTINGS = {"do_lower_case": False, "strip_accents": False, "tokenize_chinese_chars": True}
 
+# Encoder dimensions of klue/bert-base, the published model's backbone.
+KLUE_BERT_BASE_DIMENSIONS = dict(
+    vocab_size=32000,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    pad_token_id=0,
+)
+
 # Keys of a base checkpoint's config.json that describe the base model, not ours.
 _BASE_ONLY_KEYS = {"model_type", "architectures", "auto_map", "transformers_version", "_name_or_path", "id2label",
                    "label2id", "problem_type", "custom_pipelines"}
@@ -128,7 +140,7 @@ def copy_hub_code(folder):
 
 
 def check_folder_files(folder):
-    """Raise `FileNotFoundError` unless `folder` holds a config with `auto_map`, its code files and the weights."""
+    """Raise `FileNotFoundError` unless `folder` contains a config with `auto_map`, its code files and the weights."""
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -184,14 +196,7 @@ def write_root_config(path=HUB_CODE_DIR / "config.json"):
     `auto_map` comes from `register_for_auto_class()` in the Hub files, through `save_pretrained`, not by hand.
     """
     config = config_class()(
-        vocab_size=32000,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=512,
-        type_vocab_size=2,
-        pad_token_id=0,
+        **KLUE_BERT_BASE_DIMENSIONS,
         architectures=["LQKBertModel"],
         custom_pipelines=pipeline_config_entry(),
     )

@@ -1,9 +1,9 @@
 """Fine-tuning: `python -m lqkbert train`, built on `transformers.Trainer`.
 
 It takes every `TrainingArguments` option, as the transformers example scripts do, plus the model and data options
-below. The final model folder is written in one piece at the end (see `save_model_folder`); checkpoints go to a
-separate folder and each one carries the Hub code, so it loads offline through `AutoModel` and training resumes from
-it with `--resume_from_checkpoint`.
+below. The final model folder is written in one piece at the end (see `save_model_folder`). Checkpoints go to a separate
+folder, and each one carries the Hub code, so it loads offline through `AutoModel` and training resumes from it with
+`--resume_from_checkpoint`.
 """
 
 import dataclasses
